@@ -178,7 +178,17 @@ def test_sample_counts_match_a_direct_count(sample_study):
             assert (counts.passages, counts.sessions) == (len(spans[(r.condition, st)]), len(sessions[(r.condition, st)]))
         assert set(r.counts) == {st for (condition, st) in spans if condition == r.condition}
     assert sum(r.passages for r in table.rows) > 0
-    assert {c.population for c in row(table, "agency").constructs} == {"students"}
+    from casestudy.findings import load_findings
+
+    from casestudy.survey import load_survey_spec
+
+    def about_agency(codes):
+        return any(c in codebook.codes and codebook.condition_of(c) == "agency" for c in codes)
+
+    named = {key for f in load_findings(sample_study, "AUSD") if about_agency(f.conditions) for key in f.constructs}
+    linked = {key for code in codebook.codes.values() if about_agency([code.id]) for key in code.survey_constructs}
+    linked |= {c.key for c in load_survey_spec(sample_study).constructs() if about_agency(c.conditions)}
+    assert {c.key for c in row(table, "agency").constructs} == linked | named  # codebook links plus findings' constructs
     assert {c.key for c in row(table, "learner-supports").constructs} == {"students/supportive-relationships", "staff/learner-supports"}
 
 

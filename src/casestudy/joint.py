@@ -152,18 +152,19 @@ def _construct_json(c: ConstructEvidence) -> dict[str, Any]:
 
 
 def resolve_coder(study: Study, coder: str | None) -> str | None:
-    """The coder the display counts: ``coder`` when given, else ``consensus`` when it exists,
-    else the only coder, else the first in alphabetical order (as the report does, with a
-    warning naming it); None when nobody has coded yet."""
+    """The coder the display counts: ``coder`` when given, else the report's choice
+    (:func:`casestudy.adjudication.report_coder`: ``consensus`` when it has codings, else the
+    first human coder with codings); None when nobody has coded yet."""
     if coder:
         return coder
-    coders = list_coders(study)
-    if CONSENSUS in coders:
-        return CONSENSUS
-    if len(coders) > 1:
+    from .adjudication import report_coder
+
+    chosen = report_coder(study)
+    coders = [c for c in list_coders(study) if c != CONSENSUS]
+    if chosen and chosen != CONSENSUS and len(coders) > 1:
         log.warning("no consensus coder yet: counting %s's codings (coders: %s); choose with --coder",
-                    coders[0], ", ".join(coders))
-    return coders[0] if coders else None
+                    chosen, ", ".join(coders))
+    return chosen
 
 
 def conditions(study: Study) -> list[str]:
@@ -173,8 +174,11 @@ def conditions(study: Study) -> list[str]:
     return [c.id for c in roots]
 
 
-def joint_display(study: Study, district: str | None = None, coder: str | None = None) -> JointTable:
-    """Build the joint display of one district (every district when ``district`` is None)."""
+def joint_display(study: Study, district: str | None = None, coder: str | None = None, *, spec: Any = None,
+                  scores: pd.DataFrame | None = None, findings: dict[str, list[Any]] | None = None) -> JointTable:
+    """Build the joint display of one district (every district when ``district`` is None).
+    A caller that already holds the survey spec, the scores or the findings (the report does)
+    passes them in so nothing is read twice."""
     from .counts import gather_codings
     from .survey import load_survey_spec, score_surveys
 
@@ -183,9 +187,10 @@ def joint_display(study: Study, district: str | None = None, coder: str | None =
     codings = gather_codings(study, [coder], district) if coder is not None else []
     if coder is None:
         log.info("no codings yet: the joint display shows no coded passages")
-    spec = load_survey_spec(study)
-    scores = score_surveys(study, spec, district) if spec.exists else None
-    findings = {d: _findings(study, d) for d in districts}
+    spec = spec if spec is not None else load_survey_spec(study)
+    if scores is None and spec.exists:
+        scores = score_surveys(study, spec, district)
+    findings = findings if findings is not None else {d: _findings(study, d) for d in districts}
     rows_conditions = conditions(study)
     by_id = {t.id: t for t in study.transcripts}
     present = {t.source_type for t in study.transcripts if t.district in districts}
@@ -382,7 +387,7 @@ def joint_html(table: JointTable, standalone: bool = False, title: str = "Joint 
             quote = row.quotes.get(st)
             if quote is not None:
                 offsets = f' data-start="{quote.start}" data-end="{quote.end}"' if quote.start is not None else ""
-                cell += (f'<blockquote data-source="{e(quote.source)}" data-origin="{e(quote.origin)}"{offsets}>\u201c{e(quote.text)}\u201d'
+                cell += (f'<blockquote class="cs-excerpt" data-source="{e(quote.source)}" data-origin="{e(quote.origin)}"{offsets}>\u201c{e(quote.text)}\u201d'
                          f'<span class="cs-source">{e(quote.source_label)}</span></blockquote>')
             cells.append(f"<td>{cell}</td>")
         for pop in table.populations:

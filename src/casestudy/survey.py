@@ -816,9 +816,10 @@ def score_district(study: Study, spec: SurveySpec | None = None, district: str =
     return score_surveys(study, spec, district, population, method)
 
 
-def wave_sizes(study: Study, spec: SurveySpec | None, district: str) -> dict[tuple[str, int], int]:
-    """Respondents per ``(population, wave)`` of one district."""
-    return {(w.population, w.wave): w.respondents for w in load_waves(study, spec, district)}
+def wave_sizes(study: Study, spec: SurveySpec | None, district: str, waves: list[Wave] | None = None) -> dict[tuple[str, int], int]:
+    """Respondents per ``(population, wave)`` of one district (of ``waves`` when already loaded)."""
+    waves = waves if waves is not None else load_waves(study, spec, district)
+    return {(w.population, w.wave): w.respondents for w in waves}
 
 
 def n_ranges(scores: pd.DataFrame) -> dict[int, tuple[int, int]]:
