@@ -242,3 +242,22 @@ def test_ctrl_c_leaves_no_half_written_report(sample_copy):
             if html_file.exists():  # a district that finished before Ctrl-C is complete
                 assert (folder / "manifest.json").exists()
                 assert html_file.read_text(encoding="utf-8").rstrip().endswith("</html>")
+
+
+def test_static_charts_are_inline_svg_without_the_chart_library(run, sample_copy):
+    result = run("report", "--study", sample_copy, "--district", "MPS", "--static-charts")
+    assert result.code == 0, result.err
+    page = (sample_copy / "reports/MPS/report.html").read_text(encoding="utf-8")
+    assert page.count("<svg") >= 2 and "cs-vega" not in page and "vegaEmbed" not in page
+    assert external_urls(page) == []
+
+
+def test_pdf_is_printed_with_chromium_or_refused_clearly(run, sample_copy, monkeypatch):
+    if find_chromium() is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    result = run("report", "--study", sample_copy, "--district", "AUSD", "--pdf")
+    assert result.code == 0, result.err
+    assert (sample_copy / "reports/AUSD/report.pdf").read_bytes().startswith(b"%PDF")
+    monkeypatch.setattr("casestudy.report.find_chromium", lambda: None)
+    result = run("report", "--study", sample_copy, "--district", "AUSD", "--pdf")
+    assert result.code == 2 and "Chromium, which is not installed" in result.err

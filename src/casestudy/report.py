@@ -376,6 +376,7 @@ def print_pdf(html_path: Path, pdf_path: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="casestudy-chromium-") as profile:
         subprocess.run(
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--no-pdf-header-footer",
+             "--virtual-time-budget=10000",  # let the charts draw before printing
              f"--print-to-pdf={pdf_path}", html_path.resolve().as_uri()],
             check=True, capture_output=True, timeout=120,
         )

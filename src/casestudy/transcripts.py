@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import Problem, UsageError
 from .files import LineDict, YamlError, decode_text, load_yaml, sha256_bytes
-from .nlp import blank_nlp
+from .nlp import blank_nlp, sentence_spans
 
 META_SUFFIX = ".meta.yaml"
 TURN_RE = re.compile(r"^(?P<label>[A-Za-z][A-Za-z0-9 .'\u2019-]{0,39}):[ \t]+(?=\S)", re.MULTILINE)
@@ -360,7 +360,8 @@ def load_transcript(path: Path, study_root: Path, district_dir: str | None = Non
 
 def split_turns(text: str, body_start: int, participants: dict[str, str], source_id: str, rel: str,
                 line_map: list[int] | None = None) -> tuple[list[Turn], list[Problem]]:
-    """Split the body into speaker turns and each turn into sentences."""
+    """Split the body into speaker turns and each turn into sentences (spaCy's sentencizer,
+    never splitting inside a ``[note]``: :func:`casestudy.nlp.sentence_spans`)."""
     problems: list[Problem] = []
     starts = [m for m in TURN_RE.finditer(text, body_start)]
     spans: list[tuple[str, int, int, int]] = []  # label, text start, text end, original line
@@ -387,11 +388,13 @@ def split_turns(text: str, body_start: int, participants: dict[str, str], source
             problems.append(Problem(rel, line, "unknown-speaker", f"speaker {label!r} is not among the participants ({known})"))
         turn_id = f"{source_id}#t{index:03d}"
         sentences = []
-        for number, sent in enumerate(doc.sents, start=1):
-            s_text = sent.text.strip()
+        turn_text = doc.text
+        for number, (a, b) in enumerate(sentence_spans(doc), start=1):
+            raw = turn_text[a:b]
+            s_text = raw.strip()
             if not s_text:
                 continue
-            s_start = start + sent.start_char + (len(sent.text) - len(sent.text.lstrip()))
+            s_start = start + a + (len(raw) - len(raw.lstrip()))
             s_end = s_start + len(s_text)
             s_line = line + (text.count("\n", start, s_start) if line_map is None else 0)
             sentences.append(Sentence(f"{turn_id}.s{number:02d}", turn_id, s_start, s_end, s_line, s_text))
