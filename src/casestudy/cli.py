@@ -250,7 +250,7 @@ def codes_command(
         matrix = cooccurrence_matrix(study, codings, unit.value, rollup)
         # a terminal is too narrow for the matrix: the table lists the pairs, csv and json give the matrix
         frame = cooccurrence_pairs(matrix) if table else matrix.reset_index()
-        title = f"Codes on the same {unit.value} ({len(codings)} codings; 'both' counts {unit.value}s coded with both)"
+        title = f"Codes on the same {unit.value} ({len(codings)} codings; 'both' counts {unit.value}s one coder coded with both)"
         columns = ["code_a", "code_b", "both", "units_a", "units_b"]
     else:
         frame = code_frequencies(study, codings, by.value if by else None, rollup)
