@@ -17,6 +17,8 @@ from casestudy.agreement import alpha_from_units, cohen_kappa, fleiss_kappa, kri
 from casestudy.errors import UsageError
 from casestudy.study import load_study
 
+from .helpers import session_text
+
 DATA = Path(__file__).resolve().parent / "data"
 T = "D1/teacher-focus-group"
 S = "D1/student-focus-group"
@@ -33,23 +35,11 @@ EXAMPLE_3X15 = [[N, N, N, N, N, 3, 4, 1, 2, 1, 1, 3, 3, N, 3],
                 [1, N, 2, 1, 3, 3, 4, 3, N, N, N, N, N, N, N],
                 [N, N, 2, 1, 3, 4, 4, N, 2, 1, 1, 3, 3, N, 4]]
 
-STUDENT_TRANSCRIPT = """\
----
-district: D1
-school: School One
-source_type: student_focus_group
-date: 2023-10-02
-facilitator: Facilitator
-participants:
-  Facilitator: facilitator
-  Kim: student
-  Lee: student
-synthetic: true
----
-Facilitator: What do you like about class?
-Lee: Kim and I get to pick our own station every single morning.
-Kim: I pick my own station every single morning. We trust our teacher.
-"""
+STUDENT_TRANSCRIPT = session_text("student_focus_group", {"Kim": "student", "Lee": "student"}, """\
+    Facilitator: What do you like about class?
+    Lee: Kim and I get to pick our own station every single morning.
+    Kim: I pick my own station every single morning. We trust our teacher.
+""")
 
 
 # --------------------------------------------------------------------------- published worked examples

@@ -11,25 +11,16 @@ from casestudy import coding, counts
 from casestudy.errors import UsageError
 from casestudy.study import load_study
 
+from .helpers import session_text
+
 T = "D1/teacher-focus-group"
 S = "D1/student-focus-group"
 AT = "2026-01-05T09:00:00Z"
 
-STUDENT_TRANSCRIPT = """\
----
-district: D1
-school: School One
-source_type: student_focus_group
-date: 2023-10-02
-facilitator: Facilitator
-participants:
-  Facilitator: facilitator
-  Kim: student
-synthetic: true
----
-Facilitator: What do you like about class?
-Kim: I pick my own station. The data wall shows my goals. We trust our teacher.
-"""
+STUDENT_TRANSCRIPT = session_text("student_focus_group", {"Kim": "student"}, """\
+    Facilitator: What do you like about class?
+    Kim: I pick my own station. The data wall shows my goals. We trust our teacher.
+""")
 
 
 @pytest.fixture
@@ -205,3 +196,10 @@ def test_codes_on_the_sample_study(run, sample_root):
     matrix = {row.pop("code"): row for row in json.loads(result.out)}
     assert len(matrix) >= 10
     assert all(matrix[a][b] == matrix[b][a] and matrix[a][b] <= matrix[a][a] for a in matrix for b in matrix)
+
+
+def test_default_counts_leave_out_the_consensus_coder(sample_study):
+    """consensus restates ana's and ben's agreed codings: counting it by default would count them twice."""
+    assert "consensus" in coding.list_coders(sample_study)
+    assert {c.coder for c in counts.gather_codings(sample_study, district="AUSD")} == {"ana", "ben"}
+    assert {c.coder for c in counts.gather_codings(sample_study, ["consensus"], "AUSD")} == {"consensus"}

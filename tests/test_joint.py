@@ -13,28 +13,18 @@ import pytest
 from casestudy import coding, joint
 from casestudy.study import load_study
 
+from .helpers import session_text
+
 DATA = Path(__file__).resolve().parent / "data"
 T = "D1/teacher-focus-group"
 S = "D1/student-focus-group"
 AT = "2026-01-05T09:00:00Z"
 
-STUDENT_TRANSCRIPT = """\
----
-district: D1
-school: School One
-source_type: student_focus_group
-date: 2023-10-02
-facilitator: Facilitator
-participants:
-  Facilitator: facilitator
-  Kim: student
-  Lee: student
-synthetic: true
----
-Facilitator: What do you like about class?
-Lee: Kim and I get to pick our own station every single morning.
-Kim: I pick my own station <b>every</b> single morning. We trust our teacher.
-"""
+STUDENT_TRANSCRIPT = session_text("student_focus_group", {"Kim": "student", "Lee": "student"}, """\
+    Facilitator: What do you like about class?
+    Lee: Kim and I get to pick our own station every single morning.
+    Kim: I pick my own station <b>every</b> single morning. We trust our teacher.
+""")
 
 
 @pytest.fixture

@@ -38,7 +38,6 @@ human coder.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import itertools
 import json
@@ -46,7 +45,6 @@ import logging
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +55,7 @@ from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
 
+from .perf import gc_paused
 from . import coding
 from .codebook import Codebook, Pattern
 from .errors import DataError, Problem, UsageError, relpath
@@ -697,22 +696,6 @@ def _any_of(regexes: list[re.Pattern]) -> re.Pattern | None:
         return re.compile("|".join(f"(?:{rx.pattern})" for rx in regexes))
     except re.error:
         return None
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while auto-coding (restored afterwards, also when
-    a caller stops reading early). Auto-coding makes hundreds of thousands of short-lived
-    tuples and no reference cycles, and a loaded study is hundreds of thousands of objects: the
-    full collections the allocations set off walk all of them, about 0.2 s each on the
-    benchmark's million-word study, for nothing to collect."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _near(positions: list[int], position: int, window: int) -> bool:

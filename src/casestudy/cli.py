@@ -440,9 +440,7 @@ def joint_command(
         print_table(rows, title=f"Joint display (coded passages/sessions by source type; coder: {table.coder or 'none'})", columns=columns)
 
 
-class AgreeUnit(str, Enum):
-    sentence = "sentence"
-    turn = "turn"
+AgreeUnit = CountUnit  # the same units: a coding counts for every sentence (or turn) it overlaps
 
 
 class AgreeLevel(str, Enum):

@@ -1,6 +1,6 @@
 """Coder files: each coder's codings as an append-only log of events (``codings/<coder>.jsonl``).
 
-One JSON object per line (see ``docs/codings-format.md``): ``apply``, ``remove``, ``memo``,
+One JSON object per line (see "Data formats" in README.md): ``apply``, ``remove``, ``memo``,
 ``accept`` and ``reject`` events. A coder's current codings are derived by :func:`replay`.
 
 - Every event is checked *before* it is written (the code is in the codebook, the source

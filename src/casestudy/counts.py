@@ -38,12 +38,13 @@ UNITS = ("sentence", "turn")
 
 
 def gather_codings(study: Study, coders: Iterable[str] | None = None, district: str | None = None) -> list[Coding]:
-    """The current codings of the given coders (all coders in ``codings/`` by default), of one
-    district or all. A name with no coder file but a ``suggestions/<name>.jsonl`` counts the
-    suggestions (``--coder auto`` after ``casestudy autocode``)."""
+    """The current codings of the given coders (by default every coder in ``codings/`` except
+    ``consensus``, whose codings restate the others'), of one district or all. A name with no
+    coder file but a ``suggestions/<name>.jsonl`` counts the suggestions (``--coder auto`` after
+    ``casestudy autocode``)."""
     if district is not None:
         study.district(district)
-    names = list(coders) if coders is not None else list_coders(study)
+    names = list(coders) if coders is not None else [c for c in list_coders(study) if c != "consensus"]
     codings: list[Coding] = []
     for name in names:
         if coder_path(study, name).exists():

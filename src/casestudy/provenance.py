@@ -29,9 +29,7 @@ source id, offsets and SHA-256 as data attributes; :func:`audit_report` reads th
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import gc
 import heapq
 import html
 import json
@@ -44,6 +42,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from .perf import gc_paused
 from .errors import Problem, UsageError, relpath
 from .files import atomic_write_text
 from .findings import Finding, ParsedQuote, Quote, QuoteSyntaxError, is_unusable, parse_quote, read_findings, turn_of
@@ -818,20 +817,6 @@ def _auditor(study: Study) -> Auditor:
     return cached[1]
 
 
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector: reading findings and checking quotes make many small
-    objects and no cycles, and with a large study loaded every collection walks all of it (this
-    halved the audit's time in the benchmark)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def audit(study: Study, district: str | None = None, identifiers: Any = None) -> Audit:
     """Check every quote of the findings (of one district): where it stands, its status and,
     for a failing quote, the closest passage. ``identifiers``: a path to the private
@@ -839,7 +824,7 @@ def audit(study: Study, district: str | None = None, identifiers: Any = None) ->
     ``None`` for ``<study>/private/identifiers.yaml`` (skipped, and said so, when missing)."""
     if district is not None:
         study.district(district)
-    with _gc_paused():
+    with gc_paused():
         return _audit(study, district, identifiers)
 
 
@@ -1015,7 +1000,7 @@ def audit_report(study: Study, html_text: str | Path, identifiers: Any = None) -
             html_text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read the report {str(path)!r}: {exc}") from None
-    with _gc_paused():
+    with gc_paused():
         return _audit_report(study, str(html_text), identifiers, name)
 
 
