@@ -18,7 +18,7 @@ coding. Everything is written through casestudy.coding (apply_code_to_sentence, 
 fixed seed and timestamps from a fixed base time plus seeded increments: the same
 transcripts always give the same files.
 
-Usage: python scripts/make_sample_codings.py [--study DIR] [--districts AUSD MPS] [--overwrite]
+Usage: python scripts/make_sample_codings.py [--study DIR] [--districts SCV35 AUSD ...] [--overwrite]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from casestudy.study import Study, load_study
 from casestudy.transcripts import Sentence, Transcript, Turn
 
 SEED = 20231017
-DEFAULT_DISTRICTS = ("AUSD", "MPS")
+DEFAULT_DISTRICTS = ("AUSD", "MPS", "SCV35", "YUHSD")  # new districts go last: the earlier ones keep their bytes
 CODERS = ("ana", "ben")
 BASE_TIME = {"ana": datetime(2024, 2, 5, 9, 0, tzinfo=UTC), "ben": datetime(2024, 2, 6, 13, 30, tzinfo=UTC)}
 WORD_RE = re.compile(r"[a-z0-9]+(?:['\u2019][a-z]+)?")

@@ -1,9 +1,10 @@
 """Write the sample study's consensus coder, codings/consensus.jsonl, by adjudicating ana's and
 ben's disagreements through casestudy.adjudication, the way a team settles them in a meeting.
 
-For every district both coders coded, the codings they agree on are copied in first. Then the
-disagreements of AUSD, and of one MPS session (the teacher focus group), are settled; the other
-MPS disagreements are left pending, for the adjudication notebook to show. The rules follow how
+For SCV35, AUSD and MPS, the codings both coders agree on are copied in first. Then the
+disagreements of SCV35 and AUSD, and of one MPS session (the teacher focus group), are settled;
+the other MPS disagreements are left pending, for the adjudication notebook to show. YUHSD is
+not adjudicated at all yet, so its report counts a coder's codings (ana's), not a consensus. The rules follow how
 the sample coders were made (scripts/make_sample_codings.py): ana is thorough, ben misses more,
 sometimes picks a sibling code, codes some whole turns and a few short sentences ana leaves alone.
 
@@ -37,8 +38,8 @@ from casestudy.study import Study, load_study
 
 SEED = 20240304
 CODERS = ("ana", "ben")
-DISTRICTS = ("AUSD", "MPS")
-SETTLE = {"AUSD": None, "MPS": ("MPS/teacher-focus-group",)}  # None: every session of the district
+DISTRICTS = ("AUSD", "MPS", "SCV35")  # YUHSD: not adjudicated yet; new districts go last
+SETTLE = {"SCV35": None, "AUSD": None, "MPS": ("MPS/teacher-focus-group",)}  # None: every session of the district
 BASE_TIME = datetime(2024, 3, 4, 14, 0, tzinfo=UTC)
 ANA_REJECTED = 0.12  # share of ana-only codings the team drops on discussion
 BEN_TURN_APPLIED = 0.3  # share of ben's whole-turn codings that do carry to the sentence

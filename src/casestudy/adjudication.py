@@ -50,27 +50,33 @@ SCOPES = ("unit", "turn")
 # --------------------------------------------------------------------------- which coder a report counts
 
 
-def _has_codings(study: Study, coder: str) -> bool:
+def _has_codings(study: Study, coder: str, district: str | None = None) -> bool:
     path = coding.coder_path(study, coder)
     if not path.exists():
         return False
     events, _ = coding.read_events(path)
-    return bool(coding.replay(events))
+    codings = coding.replay(events).values()
+    if district is None:
+        return bool(codings)
+    sources = {t.id for t in study.sources(district)}
+    return any(c.source in sources for c in codings)
 
 
-def report_coder(study: Study, requested: str | None = None) -> str | None:
+def report_coder(study: Study, requested: str | None = None, district: str | None = None) -> str | None:
     """The coder whose codings a report counts: ``requested`` if given and it has codings, else
-    ``consensus`` if it exists (with codings), else the first other coder with codings in
-    alphabetical order, else ``None``."""
+    ``consensus`` if it has codings, else the first other coder with codings in alphabetical
+    order, else ``None``. With ``district``, only codings of that district's sessions count,
+    so a district the team has not adjudicated yet is reported from a coder who coded it."""
     if requested:
         check_name(requested, "coder")
-        if _has_codings(study, requested):
+        if _has_codings(study, requested, district):
             return requested
-        log.warning("coder %r has no codings; choosing the report's coder as usual", requested)
-    if _has_codings(study, CONSENSUS):
+        log.warning("coder %r has no codings%s; choosing the report's coder as usual", requested,
+                    f" in {district}" if district else "")
+    if _has_codings(study, CONSENSUS, district):
         return CONSENSUS
     for coder in human_coders(study):
-        if _has_codings(study, coder):
+        if _has_codings(study, coder, district):
             return coder
     return None
 

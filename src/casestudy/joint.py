@@ -151,7 +151,7 @@ def _construct_json(c: ConstructEvidence) -> dict[str, Any]:
 # --------------------------------------------------------------------------- building
 
 
-def resolve_coder(study: Study, coder: str | None) -> str | None:
+def resolve_coder(study: Study, coder: str | None, district: str | None = None) -> str | None:
     """The coder the display counts: ``coder`` when given, else the report's choice
     (:func:`casestudy.adjudication.report_coder`: ``consensus`` when it has codings, else the
     first human coder with codings); None when nobody has coded yet."""
@@ -159,7 +159,7 @@ def resolve_coder(study: Study, coder: str | None) -> str | None:
         return coder
     from .adjudication import report_coder
 
-    chosen = report_coder(study)
+    chosen = report_coder(study, district=district)
     coders = [c for c in list_coders(study) if c != CONSENSUS]
     if chosen and chosen != CONSENSUS and len(coders) > 1:
         log.warning("no consensus coder yet: counting %s's codings (coders: %s); choose with --coder",
@@ -183,7 +183,7 @@ def joint_display(study: Study, district: str | None = None, coder: str | None =
     from .survey import load_survey_spec, score_surveys
 
     districts = [study.district(district).id] if district is not None else list(study.districts)
-    coder = resolve_coder(study, coder)
+    coder = resolve_coder(study, coder, district)
     codings = gather_codings(study, [coder], district) if coder is not None else []
     if coder is None:
         log.info("no codings yet: the joint display shows no coded passages")

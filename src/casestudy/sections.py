@@ -162,7 +162,7 @@ class Report:
     def coder(self) -> str | None:
         from .adjudication import report_coder
 
-        return report_coder(self.study, self.coder_requested)
+        return report_coder(self.study, self.coder_requested, self.district.id)
 
     # ------------------------------------------------------------------ sections
 
