@@ -10,7 +10,9 @@ import csv
 import io
 import json
 import logging
+import signal
 import sys
+import threading
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -626,9 +628,19 @@ def deidentify_command(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning our errors into one line and an exit code."""
+    interrupted = []
+
+    def on_sigint(signum, frame):  # remember Ctrl-C: click would report it as "Aborted!" with exit 1
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
     try:
         app(args=argv, prog_name="casestudy", standalone_mode=True)
     except SystemExit as exc:
+        if interrupted:
+            err.print("interrupted: nothing half-written was left in place", markup=False)
+            return 130
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     except CasestudyError as exc:
         for problem in getattr(exc, "problems", []):
@@ -643,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         err.print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), markup=False)
         return EXIT_USAGE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     return 0
 
 

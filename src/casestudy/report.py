@@ -405,7 +405,7 @@ def render(study_root: Path, districts: Iterable[str], out_dir: Path, options: R
             if on_done:
                 on_done(result)
         return results
-    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_quiet_after_ctrl_c)
     try:
         pending: dict[Future, str] = {executor.submit(render_district, study_root, d, out_dir, options): d for d in districts}
         while pending:
@@ -426,6 +426,21 @@ def render(study_root: Path, districts: Iterable[str], out_dir: Path, options: R
     executor.shutdown(wait=True)
     order = {d: i for i, d in enumerate(districts)}
     return sorted(results, key=lambda r: order[r.district])
+
+
+def _quiet_after_ctrl_c() -> None:
+    """In a worker: Ctrl-C stops the district as usual (its temporary folder is removed), but
+    what papermill and the kernel client print while they are torn down is dropped; the batch's
+    own process says what happened."""
+    import signal
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
 
 
 def cleanup_temporary(out_dir: Path) -> None:
