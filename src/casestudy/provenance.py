@@ -882,7 +882,9 @@ def quote_html(record: Record, note_id: str, note_number: int, warning: str | No
     if record.claimed_role:
         attrs["data-role"] = record.claimed_role
     attributes = " ".join(f'{k}="{_attr(v)}"' for k, v in attrs.items())
-    body = (f"<blockquote {attributes}>{html.escape(record.quote.strip())}"
+    # The quotation marks are presentation, in spans the report audit skips: the quote is the text between them.
+    body = (f'<blockquote {attributes}><span class="cs-qm">\u201c</span>{html.escape(record.quote.strip())}'
+            '<span class="cs-qm">\u201d</span>'
             f'<sup class="cs-note-ref"><a href="#{_attr(note_id)}">{int(note_number)}</a></sup></blockquote>')
     if warning:
         body += f'<p class="cs-warning">WARNING: {html.escape(warning)}</p>'
@@ -928,6 +930,7 @@ class _ReportParser(HTMLParser):
         self._note: dict[str, Any] | None = None
         self._skip = 0
         self._label = False  # inside an excerpt's <span class="cs-source"> label
+        self._qm = False  # inside a <span class="cs-qm">: a quotation mark the report adds around a quote
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: (v or "") for k, v in attrs}
@@ -951,6 +954,8 @@ class _ReportParser(HTMLParser):
             self._sup += 1
         elif tag == "span" and self._quote is not None and "cs-source" in classes:
             self._label = True
+        elif tag == "span" and self._quote is not None and "cs-qm" in classes:
+            self._qm = True
         elif tag == "li" and "cs-footnote" in classes:
             self._note = {"id": a.get("id", ""), "sources": a.get("data-sources", "").split(), "parts": [], "line": line}
 
@@ -970,6 +975,8 @@ class _ReportParser(HTMLParser):
             self._sup -= 1
         elif tag == "span" and self._label:
             self._label = False
+        elif tag == "span" and self._qm:
+            self._qm = False
         elif tag == "li" and self._note is not None:
             self._note["label"] = " ".join("".join(self._note.pop("parts")).split())
             self.notes[self._note["id"]] = self._note
@@ -979,6 +986,8 @@ class _ReportParser(HTMLParser):
         if self._skip:
             return
         self.texts.append((self.getpos()[0], data))
+        if self._quote is not None and self._qm:
+            return
         if self._quote is not None and self._label:
             self._quote["label_parts"].append(data)
         elif self._quote is not None and not self._sup:

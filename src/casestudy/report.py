@@ -167,12 +167,13 @@ table { border-collapse: collapse; margin: 1rem 0; font-family: 'Helvetica Neue'
 th, td { border: 1px solid #c8ced6; padding: .3rem .5rem; vertical-align: top; text-align: left; }
 th { background: #eef2f7; }
 blockquote.cs-quote { margin: .5rem 0 .5rem 1.5rem; padding-left: .8rem; border-left: 3px solid #c8ced6; font-style: italic; }
-blockquote.cs-quote::before { content: "\\201C"; } blockquote.cs-quote sup { font-style: normal; }
+blockquote.cs-quote sup { font-style: normal; }
 .cs-finding { margin: 1rem 0 1.5rem; }
 .cs-quotes { margin: .4rem 0 .4rem 1.2rem; }
 .cs-warning { background: #fff3cd; border: 1px solid #d39e00; padding: .1rem .3rem; font-family: Arial, sans-serif; font-size: .8rem; }
 .cs-footnotes { font-size: .85rem; } .cs-meta { color: #555; font-family: Arial, sans-serif; font-size: .9rem; }
 .cs-synthetic { background: #e7f1ff; border-left: 4px solid #12355b; padding: .5rem .8rem; font-family: Arial, sans-serif; font-size: .9rem; }
+.cs-wide { overflow-x: auto; max-width: 100%; } .cs-wide table { min-width: 60rem; }
 .cs-chart { margin: 1rem 0; } .cs-chart svg { max-width: 100%; height: auto; }
 .jp-OutputArea-output pre { white-space: pre-wrap; }
 """

@@ -250,7 +250,7 @@ class Report:
                 {"construct": r["construct_label"], "wave": r["wave"], "score": f"{r['score']:.2f}",
                  "change": "" if r["change"] is None or r["change"] != r["change"] else f"{r['change']:+.2f}",
                  "n": r["n_range"], "evidence": r["band"]}
-                for r in subset.sort_values(["construct", "wave"]).to_dict("records")
+                for r in subset.to_dict("records")  # the survey's construct order, as in the chart
             ]
             parts.append(table_html(rows))
         return HTMLBlock("".join(parts))
@@ -277,7 +277,7 @@ class Report:
         return HTMLBlock(
             "<h2>Joint display: what people said and what surveys show</h2>"
             "<p>One row per condition: coded passages by source type, a representative quote, and the linked "
-            "survey constructs.</p>" + joint_html(table)
+            "survey constructs.</p>" + '<div class="cs-wide">' + joint_html(table) + "</div>"
         )
 
     def code_frequencies(self) -> HTMLBlock:
