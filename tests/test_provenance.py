@@ -183,7 +183,7 @@ def test_the_wrong_session_fails_and_names_the_right_one(root, run):
     out = run("audit", "--study", root)
     assert out.code == 1
     assert "wrong-source: not in D1/teacher-focus-group (D1 Teacher Focus Group); it stands in D1/student-focus-group " \
-           "(transcripts/D1/student-focus-group.md:14, D1/student-focus-group#t002, student)" in out.out
+           "(transcripts/D1/student-focus-group.md:14, D1/student-focus-group#t002, student, D1 Student Focus Group)" in out.out
 
 
 def test_a_real_name_in_a_finding_fails_and_says_where(root, run):

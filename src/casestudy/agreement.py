@@ -870,7 +870,9 @@ def study_agreement_summary(study: Study, district: str | None = None, unit: str
             decided = total = None
         if total and decided == total:
             text += f" All {_plural(total, 'disagreement')} were then settled by adjudication into a consensus coding."
-        elif total:
+        elif total and decided:
             text += (f" {decided:,} of the {_plural(total, 'disagreement')} have been settled by adjudication into a consensus "
                      f"coding so far; it leaves the other {total - decided:,} out until they are.")
+        elif total:
+            text += f" The {_plural(total, 'disagreement')} have not been adjudicated yet."
     return text

@@ -137,7 +137,8 @@ def validate(
         if errors:
             out.print(f"{len(errors)} problem(s) found in {study.root}", markup=False)
         else:
-            out.print(f"Study: {study.config.name}" + (" (synthetic data)" if study.config.synthetic else ""), markup=False)
+            synthetic = study.config.synthetic and "synthetic" not in study.config.name.lower()
+            out.print(f"Study: {study.config.name}" + (" (synthetic data)" if synthetic else ""), markup=False)
             out.print(f"{summary.districts} districts, {summary.sources} sources, {summary.speakers} speakers, "
                       f"{summary.words:,} words, {summary.turns:,} turns, {summary.sentences:,} sentences, {summary.codes} codes",
                       markup=False)
@@ -168,7 +169,7 @@ def report(
     all_districts: Annotated[bool, typer.Option("--all", help="Render every district in study.yaml.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=16, help="Districts rendered in parallel (one process each).")] = 2,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.", show_default="<study>/reports")] = None,
-    coder: Annotated[str | None, typer.Option("--coder", help="Coder whose codings the report counts.", show_default="consensus if present")] = None,
+    coder: Annotated[str | None, typer.Option("--coder", help="Coder whose codings the report counts.", show_default="consensus if it coded the district, else the first coder who did")] = None,
     allow_unverified: Annotated[bool, typer.Option("--allow-unverified", help="Publish even if a quote fails the audit (each such quote carries a visible warning).")] = False,
     static_charts: Annotated[bool, typer.Option("--static-charts", help="Charts as inline SVG instead of interactive Vega.")] = False,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also print report.pdf with headless Chromium.")] = False,
@@ -417,7 +418,7 @@ class JointFormat(str, Enum):
 def joint_command(
     study_dir: StudyOpt = Path("."),
     district: DistrictOpt = None,
-    coder: Annotated[str | None, typer.Option("--coder", help="Whose codings to count.", show_default="consensus, else the only coder")] = None,
+    coder: Annotated[str | None, typer.Option("--coder", help="Whose codings to count.", show_default="consensus if it coded the district, else the first coder who did")] = None,
     fmt: Annotated[JointFormat, typer.Option("--format", help="table, csv, json or html (a self-contained page).")] = JointFormat.table,
 ) -> None:
     """Joint display: per condition, coded passages and sessions by source type, a quote per source type, linked survey scores."""

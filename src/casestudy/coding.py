@@ -410,11 +410,20 @@ def locate(transcript: Transcript, start: int, end: int) -> tuple[str | None, st
     return sentence, turn.id
 
 
+def _offsets_rule(start: object, end: object, size: int) -> str:
+    """Which rule a pair of offsets breaks, in words."""
+    if not (_is_int(start) and _is_int(end)):
+        return "offsets are whole numbers"
+    if start < 0 or end > size:  # type: ignore[operator]
+        return f"its text has {size} characters (offsets 0..{size})"
+    return "the start must be below the end"
+
+
 def make_anchor(transcript: Transcript, start: int, end: int) -> Anchor:
     """The anchor of ``transcript.text[start:end]``; offsets outside the text are a UsageError."""
     if not (_is_int(start) and _is_int(end)) or not 0 <= start < end <= len(transcript.text):
-        raise UsageError(f"offsets {start}..{end} are outside source {transcript.id!r} "
-                         f"(its text has {len(transcript.text)} characters; start must be below end)")
+        raise UsageError(f"offsets {start}..{end} are not a range of source {transcript.id!r}: "
+                         f"{_offsets_rule(start, end, len(transcript.text))}")
     sentence, turn = locate(transcript, start, end)
     if turn is None:
         raise UsageError(f"offsets {start}..{end} of source {transcript.id!r} are not inside a speaker turn")
@@ -509,8 +518,8 @@ def _anchor_problem(sources: _Sources, code: str, source_id: str, anchor: Anchor
         return None
     size = len(transcript.text)
     if not 0 <= anchor.start < anchor.end <= size:
-        return "offsets-out-of-range", (f"offsets {anchor.start}..{anchor.end} are outside source {source_id!r} "
-                                        f"(its text has {size} characters; start must be below end)")
+        return "offsets-out-of-range", (f"offsets {anchor.start}..{anchor.end} are not a range of source {source_id!r}: "
+                                        f"{_offsets_rule(anchor.start, anchor.end, size)}")
     if anchor.sha256 != transcript.sha256:
         return "changed-source", (f"the anchor was made on another version of {source_id!r} (SHA-256 {anchor.sha256[:12]}..., "
                                   f"now {transcript.sha256[:12]}...); reload the source and code it again")

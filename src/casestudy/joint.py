@@ -162,8 +162,8 @@ def resolve_coder(study: Study, coder: str | None, district: str | None = None) 
     chosen = report_coder(study, district=district)
     coders = [c for c in list_coders(study) if c != CONSENSUS]
     if chosen and chosen != CONSENSUS and len(coders) > 1:
-        log.warning("no consensus coder yet: counting %s's codings (coders: %s); choose with --coder",
-                    chosen, ", ".join(coders))
+        log.warning("no consensus codings%s yet: counting %s's codings (coders: %s); choose with --coder",
+                    f" for {district}" if district else "", chosen, ", ".join(coders))
     return chosen
 
 

@@ -741,9 +741,9 @@ class Auditor:
                 record.alternatives = [asdict(loc) for loc in elsewhere]
                 first = elsewhere[0]
                 self._closest(record, first, 100.0)
-                kinds = ", ".join(sorted({study.source_label(self.sources[loc.source]) for loc in elsewhere}))
-                record.message = (f"not in {transcript.id} ({record.label}); it stands in {_places(elsewhere)} "
-                                  f"({kinds}): attribute it to that session")
+                places = "; ".join(f"{loc.source} ({loc.file}:{loc.line}, {loc.turn}, {loc.role or 'unknown role'}, "
+                                   f"{study.source_label(self.sources[loc.source])})" for loc in elsewhere)
+                record.message = f"not in {transcript.id} ({record.label}); it stands in {places}: attribute it to that session"
                 return record
             best, score = closest_passage(transcript, plan)
             record.status = "not-found"
