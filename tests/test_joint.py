@@ -146,7 +146,7 @@ def test_cli_formats(coded, run, monkeypatch):
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     assert "&lt;b&gt;every&lt;/b&gt;" in page and "<b>every" not in page  # escaped
     assert "<script" not in page and "http" not in page  # self-contained
-    assert 'data-source="D1/student-focus-group"' in page
+    assert 'class="cs-excerpt" data-source="D1/student-focus-group"' in page  # audited by audit --report
 
 
 def test_sample_counts_match_a_direct_count(sample_study):

@@ -384,3 +384,29 @@ def test_sample_study_audit_passes(sample_root, run):
 def test_sample_findings_load(sample_study):
     findings = load_findings(sample_study)
     assert {f.district for f in findings} == set(sample_study.config.districts)
+
+
+def test_report_excerpts_of_the_joint_display_are_checked(study):
+    """The joint display's excerpts: a coded passage must be the source's text at its offsets, and
+    its label the source's; the quotation marks around it are not part of it."""
+    import html
+
+    teacher = study.source(TEACHER_ID)
+    sentence = next(s for s in teacher.sentences if len(s.text.split()) >= 4)
+    label = study.source_label(teacher)
+
+    def page(text: str, start: int, end: int, shown_label: str) -> str:
+        # the markup casestudy.joint.joint_html writes for a coded passage
+        return (f'<html><body><table class="cs-joint"><tr><td><blockquote class="cs-excerpt" data-source="{TEACHER_ID}" '
+                f'data-origin="coding" data-start="{start}" data-end="{end}">\u201c{html.escape(text)}\u201d'
+                f'<span class="cs-source">{html.escape(shown_label)}</span></blockquote></td></tr></table></body></html>')
+
+    ok = audit_report(study, page(sentence.text, sentence.start, sentence.end, label), identifiers=False)
+    assert ok.ok and ok.records[0].status == "verbatim", [r.summary() for r in ok.records]
+    moved = audit_report(study, page(sentence.text, sentence.start + 1, sentence.end, label), identifiers=False)
+    assert moved.records[0].status == "offsets-mismatch"
+    altered = audit_report(study, page(sentence.text.replace(sentence.text.split()[1], "zebra", 1), sentence.start,
+                                       sentence.end, label), identifiers=False)
+    assert altered.records[0].status == "offsets-mismatch"
+    relabelled = audit_report(study, page(sentence.text, sentence.start, sentence.end, "D1 Parent Focus Group"), identifiers=False)
+    assert relabelled.records[0].status == "footnote-mismatch" and label in relabelled.records[0].message
