@@ -317,30 +317,6 @@ def _window(value: list[dict]) -> int | None:
     return len(value) if all(op in _BOUNDED_OPS for op in ops) else None
 
 
-def _flow(value: Any) -> str:
-    """A token pattern written the way the codebook writes it (YAML flow style)."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{key}: {_flow(arg)}" for key, arg in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_flow(item) for item in value) + "]"
-    plain = isinstance(value, str) and value and value.replace("-", "").replace("_", "").isalnum()
-    return value if plain else json.dumps(value)
-
-
-def describe(pattern: Pattern) -> str:
-    """How a pattern reads in an explanation: ``phrase "data wall"``, ``tokens [{LEMMA: look}, {LOWER: at}]``,
-    ``regex /^(emerging)$/``, with ``(said by student)`` for a role rule."""
-    if pattern.kind == "phrase":
-        text = f'phrase "{pattern.value}"'
-    elif pattern.kind == "regex":
-        text = f"regex /{pattern.value}/"
-    else:
-        text = f"tokens {_flow(pattern.value)}"
-    if pattern.roles:
-        text += f" (said by {' or '.join(pattern.roles)})"
-    return text
-
-
 # --------------------------------------------------------------------------- the matcher
 
 # One sentence's suggestion before it becomes a record or a line: the transcript, turn and
@@ -371,7 +347,7 @@ class Autocoder:
         self._rank = {code_id: rank for rank, code_id in enumerate(codebook.codes)}
         self._code_rank = [self._rank[p.code_id] for p in self.patterns]
         self._roles = [frozenset(p.roles) for p in self.patterns]
-        self._explain = [describe(p) for p in self.patterns]
+        self._explain = [p.describe() for p in self.patterns]
         self._phrases = PhraseMatcher(vocab, attr="NORM")
         self._always = Matcher(vocab, validate=False)  # token patterns with no word to anchor on
         self._key: dict[int, int] = {}  # phrase or "always" key -> pattern index
@@ -410,7 +386,7 @@ class Autocoder:
                     regexes.append((index, re.compile(str(pattern.value))))
             except Exception as exc:  # re.error, spaCy's ValueError/MatchPatternError
                 problems.append(Problem(codebook.path, pattern.line, "bad-pattern",
-                                        f"code {pattern.code_id!r}: {describe(pattern)} cannot be compiled "
+                                        f"code {pattern.code_id!r}: {pattern.describe()} cannot be compiled "
                                         f"({' '.join(str(exc).split())[:200]})"))
         if problems:
             raise DataError(f"{len(problems)} pattern(s) in {codebook.path} cannot be compiled; fix them before auto-coding",

@@ -12,6 +12,7 @@ an optional ``roles`` list that restricts it to speakers with those roles.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,15 +37,27 @@ class Pattern:
     line: int | None = None
 
     def describe(self) -> str:
+        """How a pattern reads in an explanation: ``phrase "data wall"``, ``tokens [{LEMMA: look},
+        {LOWER: at}]``, ``regex /^(emerging)$/``, with ``(said by student)`` for a role rule."""
         if self.kind == "phrase":
             text = f'phrase "{self.value}"'
         elif self.kind == "regex":
             text = f"regex /{self.value}/"
         else:
-            text = f"tokens {self.value}"
+            text = f"tokens {_flow(self.value)}"
         if self.roles:
-            text += f" (said by {', '.join(self.roles)})"
+            text += f" (said by {' or '.join(self.roles)})"
         return text
+
+
+def _flow(value: Any) -> str:
+    """A token pattern written the way the codebook writes it (YAML flow style)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_flow(arg)}" for key, arg in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(item) for item in value) + "]"
+    plain = isinstance(value, str) and value and value.replace("-", "").replace("_", "").isalnum()
+    return value if plain else json.dumps(value)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from . import autocode, coding
+from . import coding
 from .errors import CasestudyError, UsageError
 from .files import atomic_write_bytes, check_name
 
@@ -86,7 +86,7 @@ def _evidence(suggestion: dict[str, Any], codebook: Codebook | None = None) -> s
         explanation = item.get("explanation")
         if not explanation:
             if pattern is not None:
-                what = autocode.describe(pattern)
+                what = pattern.describe()
             elif _PATTERN_ID.match(pattern_id):
                 what = f"pattern {pattern_id}"
             else:
@@ -100,7 +100,7 @@ def _evidence(suggestion: dict[str, Any], codebook: Codebook | None = None) -> s
         return "; ".join(parts)
     pattern_id = str(suggestion.get("pattern", "?"))
     pattern = patterns.get(pattern_id)
-    return f"{autocode.describe(pattern)} ({pattern_id})" if pattern is not None else f"pattern {pattern_id}"
+    return f"{pattern.describe()} ({pattern_id})" if pattern is not None else f"pattern {pattern_id}"
 
 
 class CodingPanel:
