@@ -16,6 +16,8 @@ from casestudy.adjudication import Adjudication, AdjudicationPanel, report_coder
 from casestudy.errors import UsageError
 from casestudy.study import load_study
 
+from .helpers import committed_notebook_code
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "adjudicate.ipynb"
 T = "D1/teacher-focus-group"
@@ -181,12 +183,7 @@ def test_panel_buttons_decide_through_the_library(coded):
 
 
 def test_notebook_is_committed_without_outputs():
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbformat.validate(notebook)
-    code = [c for c in notebook.cells if c.cell_type == "code"]
-    assert all(c.outputs == [] and c.execution_count is None for c in code)
-    assert code[0].metadata.get("tags") == ["parameters"] and "interactive = True" in code[0].source
-    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    code = committed_notebook_code(NOTEBOOK)
     assert all("def " not in c.source and "class " not in c.source for c in code)  # thin: logic lives in the library
 
 

@@ -7,6 +7,8 @@ import pytest
 from casestudy.nlp import blank_nlp, sentence_spans
 from casestudy.study import load_study
 
+from .helpers import session_text
+
 
 def sentences(text: str) -> list[str]:
     doc = blank_nlp()(text)
@@ -41,21 +43,10 @@ def test_no_sentence_splits_inside_a_note(text, expected):
 
 
 def test_transcript_sentences_keep_notes_whole_and_ids_stable(make_study):
-    transcript = """\
----
-district: D1
-school: School One
-source_type: teacher_focus_group
-date: 2023-10-01
-facilitator: Facilitator
-participants:
-  Facilitator: facilitator
-  Ana: teacher
-synthetic: true
----
-Facilitator: November is brutal. [laughter] We've already visited. Shall we start?
-Ana: Which is probably why I'm here. [laughter]
-"""
+    transcript = session_text("teacher_focus_group", {"Ana": "teacher"}, """\
+        Facilitator: November is brutal. [laughter] We've already visited. Shall we start?
+        Ana: Which is probably why I'm here. [laughter]
+    """, date="2023-10-01")
     study = load_study(make_study({"transcripts/D1/teacher-focus-group.md": transcript}))
     t = study.sources("D1")[0]
     got = [(s.id.split("#")[1], s.text) for s in t.sentences]

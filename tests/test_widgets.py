@@ -13,6 +13,8 @@ from casestudy import coding, widgets
 from casestudy.errors import UsageError
 from casestudy.study import load_study
 
+from .helpers import committed_notebook_code
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "code_transcripts.ipynb"
 SOURCE = "D1/teacher-focus-group"
@@ -183,12 +185,7 @@ def test_lab_passes_on_jupyterlab_exit_code_and_refuses_a_non_study(run, tmp_pat
 
 
 def test_notebook_is_committed_without_outputs():
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbformat.validate(notebook)
-    code = [c for c in notebook.cells if c.cell_type == "code"]
-    assert all(c.outputs == [] and c.execution_count is None for c in code)
-    assert code[0].metadata.get("tags") == ["parameters"] and "interactive = True" in code[0].source
-    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    committed_notebook_code(NOTEBOOK)
 
 
 @pytest.mark.slow
