@@ -38,11 +38,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .coding import (
+    CONSENSUS,
     AcceptEvent,
     ApplyEvent,
     Coding,
     RejectEvent,
     coder_path,
+    human_coders,
     list_coders,
     load_codings,
     read_events,
@@ -57,7 +59,6 @@ log = logging.getLogger("casestudy")
 
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
 UNITS = ("sentence", "turn")
-CONSENSUS = "consensus"
 RARE_UNITS = 10  # a code applied to fewer units than this (by anyone) is flagged as rare
 MISSING_VALUES = ("", "*", "NA", "NaN")  # a cell with one of these is a missing value in a CSV
 
@@ -650,11 +651,6 @@ def _fmt(value: float | None) -> str:
 
 def _fmt_pct(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.1f}%"
-
-
-def human_coders(study: Study) -> list[str]:
-    """The coders in ``codings/`` other than the consensus coder, in alphabetical order."""
-    return [c for c in list_coders(study) if c != CONSENSUS]
 
 
 def coder_sessions(study: Study, coder: str, district: str | None = None) -> list[str]:

@@ -258,6 +258,14 @@ def list_coders(study: Study | Path | str) -> list[str]:
                   if p.is_file() and p.suffix == ".jsonl" and not p.name.startswith(".") and is_valid_name(p.stem))
 
 
+CONSENSUS = "consensus"  # the coder adjudication writes; its codings restate the others' where they agree
+
+
+def human_coders(study: Study | Path | str) -> list[str]:
+    """The coders in ``codings/`` other than the consensus coder, in alphabetical order."""
+    return [c for c in list_coders(study) if c != CONSENSUS]
+
+
 # --------------------------------------------------------------------------- reading
 
 

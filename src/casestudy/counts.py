@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import altair as alt
 import pandas as pd
 
-from .coding import Coding, coder_path, list_coders, load_codings, suggestions_as_codings, suggestions_path
+from .coding import Coding, coder_path, human_coders, list_coders, load_codings, suggestions_as_codings, suggestions_path
 from .errors import UsageError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def gather_codings(study: Study, coders: Iterable[str] | None = None, district: 
     ``casestudy autocode``)."""
     if district is not None:
         study.district(district)
-    names = list(coders) if coders is not None else [c for c in list_coders(study) if c != "consensus"]
+    names = list(coders) if coders is not None else human_coders(study)
     codings: list[Coding] = []
     for name in names:
         if coder_path(study, name).exists():

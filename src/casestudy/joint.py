@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .coding import Coding, list_coders
+from .coding import CONSENSUS, Coding, human_coders
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("casestudy")
 
-CONSENSUS = "consensus"
 QUOTE_WORDS = (6, 60)  # a representative coded passage has this many words
 
 
@@ -160,7 +159,7 @@ def resolve_coder(study: Study, coder: str | None, district: str | None = None) 
     from .adjudication import report_coder
 
     chosen = report_coder(study, district=district)
-    coders = [c for c in list_coders(study) if c != CONSENSUS]
+    coders = human_coders(study)
     if chosen and chosen != CONSENSUS and len(coders) > 1:
         log.warning("no consensus codings%s yet: counting %s's codings (coders: %s); choose with --coder",
                     f" for {district}" if district else "", chosen, ", ".join(coders))
