@@ -897,27 +897,6 @@ def footnote_html(note_id: str, label: str, source_ids: Iterable[str]) -> str:
             f"{html.escape(label)}</li>")
 
 
-def render_finding(study: Study, finding: Finding, footnotes: Any, allow_unverified: bool = False) -> str:
-    """A finding as report HTML: its statement (Markdown, raw HTML escaped) and its quotes, each
-    audited, marked up with :func:`quote_html` and numbered through ``footnotes`` (an object
-    with ``note_for(label, source_id, share_with_previous)`` and ``number(note_id)``). A quote
-    that fails the audit carries a visible warning."""
-    from .sections import md
-
-    auditor = _auditor(study)
-    parts = [f'<div class="cs-finding" id="finding-{_attr(finding.id)}" data-finding="{_attr(finding.id)}">', md(finding.statement)]
-    for i, quote in enumerate(finding.quotes):
-        record = auditor.check(quote, finding.id, finding.district, finding.path)
-        label = record.label or quote.source
-        note_id = footnotes.note_for(label, quote.source, i > 0)
-        warning = None
-        if not record.ok:
-            warning = f"this quote was not verified against its source ({record.status})"
-        parts.append(quote_html(record, note_id, footnotes.number(note_id), warning))
-    parts.append("</div>")
-    return "".join(parts)
-
-
 class _ReportParser(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

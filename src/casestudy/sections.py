@@ -189,14 +189,29 @@ class Report:
             + table_html(rows)
         )
 
-    def _findings_block(self, section: str, by_condition: bool) -> str:
-        from .provenance import render_finding
+    def _finding(self, finding: Any) -> str:
+        """A finding: its statement (Markdown, raw HTML escaped) and its quotes, each checked
+        against its source, marked up for the audit of the rendered report and footnoted
+        (consecutive quotes of the finding from one source share a note). A quote that fails
+        the check carries a visible warning (and the report's audit then fails the district
+        unless --allow-unverified)."""
+        from .provenance import check_quote, quote_html
 
+        parts = [f'<div class="cs-finding" id="finding-{esc(finding.id)}" data-finding="{esc(finding.id)}">',
+                 md(finding.statement)]
+        for i, quote in enumerate(finding.quotes):
+            record = check_quote(self.study, quote, finding)
+            note_id = self.footnotes.note_for(record.label or quote.source, quote.source, i > 0)
+            warning = None if record.ok else f"this quote was not verified against its source ({record.status})"
+            parts.append(quote_html(record, note_id, self.footnotes.number(note_id), warning))
+        return "".join(parts) + "</div>"
+
+    def _findings_block(self, section: str, by_condition: bool) -> str:
         items = [f for f in self.findings if f.section == section]
         if not items:
             return "<p><em>No findings recorded for this section.</em></p>"
         if not by_condition:
-            return "".join(render_finding(self.study, f, self.footnotes, allow_unverified=self.allow_unverified) for f in items)
+            return "".join(self._finding(f) for f in items)
         order = {c: i for i, c in enumerate(self.study.codebook.codes)}
         groups: dict[str, list[Any]] = defaultdict(list)
         for finding in items:
@@ -206,8 +221,7 @@ class Report:
         for condition in sorted(groups, key=lambda c: order.get(c, len(order))):
             code = self.study.codebook.codes.get(condition)
             out.append(f"<h3>{esc(code.label if code else 'Other')}</h3>")
-            out += [render_finding(self.study, f, self.footnotes, allow_unverified=self.allow_unverified)
-                    for f in groups[condition]]
+            out += [self._finding(f) for f in groups[condition]]
         return "".join(out)
 
     def key_findings(self) -> HTMLBlock:
